@@ -1,0 +1,1 @@
+"""Datasets: the shared on-disk format (`format`) and the embedded synthetic generator (`synthetic`)."""

@@ -1,0 +1,1 @@
+"""Training loop, checkpoint/resume and split evaluation."""

@@ -1,0 +1,72 @@
+"""What the train and evaluate stages do for one variant, over all seeds of the profile.
+
+runs/<variant>/run.json          variant, seeds and the data it trained on (written last)
+runs/<variant>/seed<k>/          config.json, last.pt, best.pt, gammas.npz, live/ (DVCLive)
+results/<variant>.json           val and test metrics of each seed's best-on-validation epoch
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..config import EvalParams, TrainSettings
+from ..data.loader import SegmentationSplit
+from ..io import write_json
+from .evaluate import evaluate
+from .loop import fingerprint, make_model, train_run
+
+
+def train_variant(s: TrainSettings, data_dir: str, runs_dir: str, device: torch.device,
+                  log=print) -> None:
+    root = Path(data_dir) / s.dataset
+    train = SegmentationSplit(root, "train", s.modalities)
+    val = SegmentationSplit(root, "val", s.modalities)
+    out = Path(runs_dir) / s.variant.name
+    out.mkdir(parents=True, exist_ok=True)
+    # runs/<variant> persists between repros (so a killed run can resume): drop seeds that the
+    # profile no longer lists, and the summary, which is rewritten only once all seeds are done.
+    (out / "run.json").unlink(missing_ok=True)
+    keep = {f"seed{k}" for k in s.seeds}
+    for d in out.iterdir():
+        if d.is_dir() and d.name not in keep:
+            shutil.rmtree(d)
+    for seed in s.seeds:
+        train_run(s, seed, train, val, out / f"seed{seed}", device, log=log)
+    write_json(out / "run.json", {"variant": s.variant.name, "seeds": list(s.seeds),
+                                  "dataset": s.dataset, "profile": s.profile,
+                                  "modalities": list(s.modalities)})
+
+
+def evaluate_variant(variant: str, dataset: str, params: EvalParams, data_dir: str,
+                     runs_dir: str, results_dir: str, device: torch.device) -> dict:
+    run_root = Path(runs_dir) / variant
+    if not (run_root / "run.json").is_file():
+        raise FileNotFoundError(f"{run_root}/run.json not found: train variant {variant!r} first "
+                                f"(dvc repro train_{variant})")
+    run = json.loads((run_root / "run.json").read_text())
+    if run["dataset"] != dataset:
+        raise ValueError(f"runs/{variant} was trained on {run['dataset']!r} but params.yaml "
+                         f"dataset is {dataset!r}; accepted: retrain (dvc repro)")
+    root = Path(data_dir) / dataset
+    splits = {name: SegmentationSplit(root, name, tuple(run["modalities"]))
+              for name in ("val", "test")}
+    seeds, cfg = {}, {}
+    for seed in run["seeds"]:
+        run_dir = run_root / f"seed{seed}"
+        cfg = json.loads((run_dir / "config.json").read_text())
+        best = torch.load(run_dir / "best.pt", map_location=device, weights_only=True)
+        if best["fingerprint"] != fingerprint(cfg):
+            raise ValueError(f"{run_dir}/best.pt does not match its config.json; retrain")
+        model = make_model(cfg, cfg["num_classes"]).to(device)
+        model.load_state_dict(best["model"])
+        seeds[str(seed)] = {"best_epoch": best["epoch"],
+                            **{name: evaluate(model, sp, params.batch_size, device)
+                               for name, sp in splits.items()}}
+    result = {"variant": variant, "factors": cfg["factors"], "modalities": run["modalities"],
+              "profile": run["profile"], "dataset": dataset, "device": str(device),
+              "train_device": cfg["device"], "seeds": seeds}
+    write_json(Path(results_dir) / f"{variant}.json", result)
+    return result
