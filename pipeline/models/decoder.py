@@ -28,6 +28,12 @@ class RCU(nn.Module):
         return x + self.conv2(F.relu(self.conv1(F.relu(x))))
 
 
+def max_pool5(x: torch.Tensor) -> torch.Tensor:
+    """5x5 max pool, stride 1, same size: done as 5x1 then 1x5 (the same maxima, ~30% faster on
+    CPU, where CRP's pools were a fifth of a mini training step)."""
+    return F.max_pool2d(F.max_pool2d(x, (5, 1), 1, (2, 0)), (1, 5), 1, (0, 2))
+
+
 class CRP(nn.Module):
     """Chained residual pooling: a chain of 5x5 max-pool + 3x3 conv, each output summed in."""
 
@@ -39,7 +45,7 @@ class CRP(nn.Module):
         x = F.relu(x)
         path = x
         for conv in self.convs:
-            path = conv(F.max_pool2d(path, 5, 1, 2))
+            path = conv(max_pool5(path))
             x = x + path
         return x
 

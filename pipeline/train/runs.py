@@ -7,7 +7,10 @@ results/<variant>.json           val and test metrics of each seed's best-on-val
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -19,11 +22,26 @@ from .evaluate import evaluate
 from .loop import fingerprint, make_model, train_run
 
 
-def train_variant(s: TrainSettings, data_dir: str, runs_dir: str, device: torch.device,
-                  log=print) -> None:
-    root = Path(data_dir) / s.dataset
+def _train_seed(s: TrainSettings, seed: int, root: Path, run_dir: Path, device: str,
+                threads: int) -> None:
+    torch.set_num_threads(threads)
     train = SegmentationSplit(root, "train", s.modalities)
     val = SegmentationSplit(root, "val", s.modalities)
+    train_run(s, seed, train, val, run_dir, torch.device(device))
+
+
+def seed_workers(n_seeds: int, device: torch.device) -> tuple[int, int]:
+    """(processes, threads each). On CPU the seeds train side by side, one thread each: small
+    convs leave a thread pool mostly idle, so k processes x 1 thread train ~1.6x faster than
+    one process x k threads on 2 cores. On a GPU, one process trains the seeds in turn."""
+    if device.type != "cpu" or n_seeds == 1:
+        return 1, torch.get_num_threads()
+    cores = os.cpu_count() or 1
+    return n_seeds, max(1, cores // n_seeds)
+
+
+def train_variant(s: TrainSettings, data_dir: str, runs_dir: str, device: torch.device) -> None:
+    root = Path(data_dir) / s.dataset
     out = Path(runs_dir) / s.variant.name
     out.mkdir(parents=True, exist_ok=True)
     # runs/<variant> persists between repros (so a killed run can resume): drop seeds that the
@@ -33,8 +51,16 @@ def train_variant(s: TrainSettings, data_dir: str, runs_dir: str, device: torch.
     for d in out.iterdir():
         if d.is_dir() and d.name not in keep:
             shutil.rmtree(d)
-    for seed in s.seeds:
-        train_run(s, seed, train, val, out / f"seed{seed}", device, log=log)
+    procs, threads = seed_workers(len(s.seeds), device)
+    jobs = [(s, seed, root, out / f"seed{seed}", str(device), threads) for seed in s.seeds]
+    if procs == 1:
+        for job in jobs:
+            _train_seed(*job)
+    else:
+        ctx = multiprocessing.get_context("spawn")     # no fork of a process holding torch threads
+        with ProcessPoolExecutor(procs, mp_context=ctx) as pool:
+            for f in [pool.submit(_train_seed, *job) for job in jobs]:
+                f.result()                             # re-raises a worker's error here
     write_json(out / "run.json", {"variant": s.variant.name, "seeds": list(s.seeds),
                                   "dataset": s.dataset, "profile": s.profile,
                                   "modalities": list(s.modalities)})
