@@ -52,6 +52,11 @@ def _num(lo=None, hi=None, lo_open=False, hi_open=True):
     return ok, "a number" + rng
 
 
+def _int_or_null():
+    ok = lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool))
+    return ok, "an integer or null"
+
+
 def _bool():
     return (lambda v: isinstance(v, bool)), "true or false"
 
@@ -106,7 +111,7 @@ class MethodParams:
 @dataclass(frozen=True)
 class ReportParams:
     alpha: float
-    figure5_layer: int
+    figure5_layer: int | None   # None: the paper's position (first 3x3 BN of ResNet stage 3)
     figure5_seed: int
 
 
@@ -120,7 +125,7 @@ CHECKS = {
     EvalParams: dict(batch_size=_int(1)),
     OptimParams: dict(momentum=_num(0, 1), weight_decay=_num(0)),
     MethodParams: dict(detach_ensemble=_bool()),
-    ReportParams: dict(alpha=_num(0, 0.5, lo_open=True, hi_open=False), figure5_layer=_int(),
+    ReportParams: dict(alpha=_num(0, 0.5, lo_open=True, hi_open=False), figure5_layer=_int_or_null(),
                        figure5_seed=_int(0)),
     ModelSpec: dict(layers=_int_list(4), width=_int(1), decoder_widths=_int_list(4),
                     dropout=_num(0, 1), gamma_init=_num(0, lo_open=True)),

@@ -21,6 +21,7 @@ from .tables import markdown
 
 SPARSE_COLOR, REST_COLOR = "tab:red", "tab:blue"
 RECOVERY_LIMIT = 0.10
+MIN_FELL = 10        # fewer fallen channels than this cannot estimate a fraction
 STAT_COLUMNS = ["layer", "modality", "channels", "n_sparse", "n_fell", "n_recovered", "n_back",
                 "frac_fell", "frac_recovered", "frac_back"]
 RECOVERY_RULE = (
@@ -29,9 +30,9 @@ RECOVERY_RULE = (
     "(\"fell\"); a fallen channel \"recovered\" if |γ| > θ at the last logged step. The claim "
     "\"γ that closes to zero can hardly recover\" (appendix A, Figure 5) is \"reproduced\" if the "
     "recovered fraction (recovered / fell) is below {limit:.0%} for both variants, "
-    "\"contradicted\" if it is {limit:.0%} or more for either, \"inconclusive\" if no channel fell "
-    "in a variant (nothing to test), and \"not run\" if a variant has no run with ℓ1-penalised "
-    "channels.")
+    "\"contradicted\" if it is {limit:.0%} or more for either, \"inconclusive\" if fewer than "
+    "{min_fell} channels fell in a variant (too few to estimate a fraction), and \"not run\" if "
+    "a variant has no run with ℓ1-penalised channels.")
 
 
 def load_gammas(path) -> dict:
@@ -135,17 +136,17 @@ def pooled_recovery(rec: pd.DataFrame) -> pd.DataFrame:
     return agg
 
 
-def theorem1_verdict(pooled: pd.DataFrame, variants, limit: float = RECOVERY_LIMIT) -> str:
+def theorem1_verdict(pooled: pd.DataFrame, variants, limit: float = RECOVERY_LIMIT,
+                     min_fell: int = MIN_FELL) -> str:
     """RECOVERY_RULE applied to the pooled rows of `variants` (with and without exchange)."""
     rows = pooled.set_index("variant")
     if any(v not in rows.index for v in variants):
         return "not run"
     sel = rows.loc[list(variants)]
-    tested = sel[sel["n_fell"] > 0]
-    if (tested["frac_recovered"] >= limit).any():
-        return "contradicted"
-    if len(tested) < len(sel):
+    if (sel["n_fell"] < min_fell).any():
         return "inconclusive"
+    if (sel["frac_recovered"] >= limit).any():
+        return "contradicted"
     return "reproduced"
 
 
@@ -228,7 +229,7 @@ def recovery_markdown(rec: pd.DataFrame, pooled: pd.DataFrame, verdict: str, the
     by_layer = (rec.groupby(["variant", "layer"], sort=False)
                 [["n_sparse", "n_fell", "n_recovered", "n_back"]].sum().reset_index())
     return "\n".join([
-        "## Rule", "", RECOVERY_RULE.format(theta=theta, limit=RECOVERY_LIMIT), "",
+        "## Rule", "", RECOVERY_RULE.format(theta=theta, limit=RECOVERY_LIMIT, min_fell=MIN_FELL), "",
         "\"back\" (reported, not used by the rule): a fallen channel that is > θ at any later "
         "logged step, even if it falls again.", "",
         f"## Verdict: {verdict}", "", f"Compared: {', '.join(variants)}. {basis}.", "",

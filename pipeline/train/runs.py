@@ -36,8 +36,8 @@ def seed_workers(n_seeds: int, device: torch.device) -> tuple[int, int]:
     one process x k threads on 2 cores. On a GPU, one process trains the seeds in turn."""
     if device.type != "cpu" or n_seeds == 1:
         return 1, torch.get_num_threads()
-    cores = os.cpu_count() or 1
-    return n_seeds, max(1, cores // n_seeds)
+    procs = min(n_seeds, os.cpu_count() or 1)
+    return procs, max(1, (os.cpu_count() or 1) // procs)
 
 
 def train_variant(s: TrainSettings, data_dir: str, runs_dir: str, device: torch.device) -> None:
