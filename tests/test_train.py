@@ -93,6 +93,9 @@ def test_train_and_evaluate_variant_write_the_documented_outputs(tiny_dataset, t
         assert (run / "seed0" / f).exists(), f
     g = np.load(run / "seed0" / "gammas.npz")
     assert g["sparse_0"].all() and g["allowed_0"].all()         # all-channel variant
+    live = json.loads((run / "seed0" / "live" / "metrics.json").read_text())
+    assert live["gamma"]["layer0"]["rgb"]["penalised"] > 0     # γ summaries logged by DVCLive
+    assert 0 <= live["train"]["frac_replaced"] <= 1 and "val" in live
     res = evaluate_variant("shared_l1all_ex", "synthetic", s.eval, str(data_dir),
                            str(tmp_path / "runs"), str(tmp_path / "results"), torch.device("cpu"))
     saved = json.loads((tmp_path / "results" / "shared_l1all_ex.json").read_text())

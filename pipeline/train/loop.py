@@ -129,6 +129,7 @@ def train_run(s: TrainSettings, seed: int, train: SegmentationSplit, val: Segmen
         record["train/l1"] = means[-1]
         record.update({f"val/{k}/{o}": v for o, sc in val_scores.items() for k, v in sc.items()})
         record["train/frac_replaced"] = _replaced_fraction(model)
+        record.update(_gamma_summary(model))
         state["log"].append(record)
         _log_live(live, record)
         state["epoch"] = epoch + 1
@@ -155,6 +156,19 @@ def _replaced_fraction(model) -> float:
             num += int(p.exchange.mask(p.bn.gamma()).sum())
             den += int(p.exchange.allowed.sum())
     return num / den if den else 0.0
+
+
+def _gamma_summary(model) -> dict:
+    """For DVCLive, per exchange layer and modality: mean |γ| of the ℓ1-penalised channels (γ̂)
+    and of the rest. Every channel's γ over training goes to gammas.npz (Figure 5's data)."""
+    out = {}
+    for i, p in enumerate(model.points):
+        g = p.bn.gamma().detach().abs().cpu()
+        for m, name in enumerate(model.modalities):
+            for part, sel in (("penalised", p.sparse[m].cpu()), ("rest", ~p.sparse[m].cpu())):
+                if sel.any():
+                    out[f"gamma/layer{i}/{name}/{part}"] = float(g[m][sel].mean())
+    return out
 
 
 def _open_live(live_dir: Path, past: list[dict]):

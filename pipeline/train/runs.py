@@ -10,6 +10,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -20,6 +21,16 @@ from ..data.loader import SegmentationSplit
 from ..io import write_json
 from .evaluate import evaluate
 from .loop import fingerprint, make_model, train_run
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM if the stage process dies (even by SIGKILL), so no orphan
+    keeps writing into runs/ while a restarted stage resumes from the same checkpoints."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _train_seed(s: TrainSettings, seed: int, root: Path, run_dir: Path, device: str,
@@ -58,7 +69,7 @@ def train_variant(s: TrainSettings, data_dir: str, runs_dir: str, device: torch.
             _train_seed(*job)
     else:
         ctx = multiprocessing.get_context("spawn")     # no fork of a process holding torch threads
-        with ProcessPoolExecutor(procs, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(procs, mp_context=ctx, initializer=_die_with_parent) as pool:
             for f in [pool.submit(_train_seed, *job) for job in jobs]:
                 f.result()                             # re-raises a worker's error here
     write_json(out / "run.json", {"variant": s.variant.name, "seeds": list(s.seeds),
