@@ -201,3 +201,15 @@ def test_carve_validation():
 def test_carve_validation_errors(ids, fraction):
     with pytest.raises(ValueError):
         F.carve_validation(ids, fraction, 0)
+
+
+def test_meta_records_a_content_hash_that_tracks_every_file(tmp_path):
+    from pipeline.data.synthetic import generate
+    root = tmp_path / "ds"
+    meta = generate(root, n_trainval=4, val_fraction=0.25, n_test=2, height=16, width=16, seed=0)
+    assert F.read_meta(root)["content_sha256"] == meta["content_sha256"] == F.content_hash(str(root))
+    label = next((root / "label").iterdir())
+    data = bytearray(label.read_bytes())
+    data[-20] ^= 1
+    label.write_bytes(bytes(data))
+    assert F.content_hash(str(root)) != meta["content_sha256"]
