@@ -117,3 +117,13 @@ def test_evaluate_refuses_runs_of_another_dataset(tiny_dataset, tmp_path):
     with pytest.raises(ValueError, match="trained on 'nyudv2'"):
         evaluate_variant("cen", "synthetic", settings().eval, str(tiny_dataset.parent),
                          str(tmp_path / "runs"), str(tmp_path / "results"), torch.device("cpu"))
+
+
+def test_code_change_invalidates_the_checkpoint(monkeypatch):
+    from pipeline.train import loop
+    cfg = {"variant": "cen", "seed": 0, "device": "cpu"}
+    before = loop.fingerprint(cfg)
+    assert loop.fingerprint({**cfg, "device": "cuda"}) == before      # resuming elsewhere is fine
+    monkeypatch.setattr(loop, "code_hash", lambda: "edited")
+    assert loop.fingerprint(cfg) != before
+    assert any(p.name == "layers.py" for p in loop.CODE)

@@ -32,9 +32,26 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+# The code that defines what a run computes. runs/<variant> persists between repros so a killed
+# run can resume; DVC reruns the stage when this code changes, and the fingerprint then makes
+# the run start afresh instead of "resuming" a run trained by the old code.
+_PKG = Path(__file__).resolve().parents[1]
+CODE = [*sorted((_PKG / "models").glob("*.py")), *sorted((_PKG / "train").glob("*.py")),
+        _PKG / "data" / "loader.py", _PKG / "data" / "format.py"]
+
+
+def code_hash() -> str:
+    h = hashlib.sha256()
+    for f in CODE:
+        h.update(f.relative_to(_PKG).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
 def fingerprint(config: dict) -> str:
-    """What must match for a checkpoint to be resumed (device excluded: resuming elsewhere is fine)."""
+    """What must match for a checkpoint to be resumed: the run's config (device excluded:
+    resuming elsewhere is fine) and the code that trains it."""
     keep = {k: v for k, v in config.items() if k != "device"}
+    keep["code"] = code_hash()
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -96,7 +96,8 @@ def evaluate_variant(variant: str, dataset: str, params: EvalParams, data_dir: s
         cfg = json.loads((run_dir / "config.json").read_text())
         best = torch.load(run_dir / "best.pt", map_location=device, weights_only=True)
         if best["fingerprint"] != fingerprint(cfg):
-            raise ValueError(f"{run_dir}/best.pt does not match its config.json; retrain")
+            raise ValueError(f"{run_dir}/best.pt was trained with another config or code "
+                             f"version than config.json and pipeline/ describe; retrain (dvc repro)")
         model = make_model(cfg, cfg["num_classes"]).to(device)
         model.load_state_dict(best["model"])
         seeds[str(seed)] = {"best_epoch": best["epoch"],
