@@ -96,14 +96,19 @@ def test_second_repro_is_a_no_op(repo, env, repro):
     assert "Running stage" not in out
 
 
-def test_lambda_change_reruns_only_the_l1_runs(repo, env, repro):
+def stages_to_rerun(repo, env, old: str, new: str) -> set[str]:
+    """Stages `dvc repro --dry` would run after replacing `old` by `new` in params.yaml."""
     text = (repo / "params.yaml").read_text()
-    (repo / "params.yaml").write_text(text.replace("lambda: 5.0e-3", "lambda: 1.0e-2", 1))
+    (repo / "params.yaml").write_text(text.replace(old, new, 1))
     try:
         out = sh("dvc repro --dry", repo, env).stdout
     finally:
         (repo / "params.yaml").write_text(text)
-    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+
+
+def test_lambda_change_reruns_only_the_l1_runs(repo, env, repro):
+    ran = stages_to_rerun(repo, env, "lambda: 5.0e-3", "lambda: 1.0e-2")
     l1 = {v.name for v in TABLE7 if v.l1 != "none"}
     # --dry lists the stages whose own inputs changed; their evaluate and report stages follow
     # through their deps on runs/ and results/.
@@ -113,13 +118,7 @@ def test_lambda_change_reruns_only_the_l1_runs(repo, env, repro):
 
 
 def test_theta_change_reruns_only_the_exchanging_runs(repo, env, repro):
-    text = (repo / "params.yaml").read_text()
-    (repo / "params.yaml").write_text(text.replace("theta: 2.0e-2", "theta: 1.0e-2", 1))
-    try:
-        out = sh("dvc repro --dry", repo, env).stdout
-    finally:
-        (repo / "params.yaml").write_text(text)
-    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    ran = stages_to_rerun(repo, env, "theta: 2.0e-2", "theta: 1.0e-2")
     ex = {v.name for v in TABLE7 if v.exchange}
     assert {s for s in ran if s.startswith("train_")} == {f"train_{v}" for v in ex}
     assert "report_gamma" in ran                      # it reads θ itself

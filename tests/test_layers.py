@@ -192,3 +192,32 @@ def test_fused_network_equals_loop_reference(variant, mods):
         assert torch.allclose(a.grad, b.grad, rtol=1e-7, atol=1e-10), n
     for a, b in zip(model.buffers(), ref.buffers()):   # running statistics too
         assert torch.allclose(a.double(), b.double(), rtol=1e-5, atol=1e-6)
+
+
+class _RecordOps(torch.utils._python_dispatch.TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.add(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+# Ops that make the host wait for the device: .item()/bool() and data-dependent shapes.
+SYNCING = {"aten._local_scalar_dense", "aten.nonzero", "aten.masked_select", "aten.index"}
+
+
+def test_fused_exchange_step_never_synchronises_with_the_host():
+    torch.manual_seed(0)
+    model = build_model(SPEC, get_variant("cen"), ("rgb", "depth"), 5, THETA)
+    with torch.no_grad():
+        for p in model.points:
+            p.bn.weight[::3] = 0.01
+    x, y = torch.randn(2, 2, 3, 32, 32), torch.randint(0, 5, (2, 32, 32))
+    for net, expect_sync in ((model, False), (as_reference(model), True)):
+        rec = _RecordOps()
+        with rec:
+            loss, _ = segmentation_loss(net(x), y, 255)
+            (loss + net.l1_penalty()).backward()
+        assert bool(rec.ops & SYNCING) == expect_sync, rec.ops & SYNCING
