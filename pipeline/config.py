@@ -66,7 +66,7 @@ def _int_list(n=None, lo=1):
         return (isinstance(v, list) and len(v) >= 1 and (n is None or len(v) == n)
                 and all(_int(lo)[0](x) for x in v))
     size = f"{n} " if n else "a non-empty list of "
-    return ok, f"{size}integers >= {lo}" if n else f"{size}integers >= {lo}"
+    return ok, f"{size}integers >= {lo}"
 
 
 @dataclass(frozen=True)

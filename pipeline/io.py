@@ -16,12 +16,18 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o644)      # mkstemp makes 0600; outputs should be readable like any file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def write_data(path: str | Path, data: str | bytes) -> None:
+    """Text (UTF-8) or bytes, atomically."""
+    raw = data.encode() if isinstance(data, str) else data
+    atomic_write(path, lambda p: p.write_bytes(raw))
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
-    atomic_write(path, lambda p: p.write_text(text))
+    write_data(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

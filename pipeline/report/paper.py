@@ -6,22 +6,13 @@ NYUDv2, RefineNet (ResNet101), single-scale test, Mean IoU in percent.
 """
 from __future__ import annotations
 
+from ..models import registry as _registry
+
 OUTPUTS = ("rgb", "depth", "ensemble")  # the columns of Tables 1 and 7
 
-# Factors in the encoding used by results/*.json ("private" = the paper's "Unshared" BNs).
-FACTORS = {
-    "unshared":           {"conv": "unshared", "bn": "private", "l1": "none", "exchange": False},
-    "shared_bn":          {"conv": "shared",   "bn": "shared",  "l1": "none", "exchange": False},
-    "shared_conv":        {"conv": "shared",   "bn": "private", "l1": "none", "exchange": False},
-    "unshared_l1half":    {"conv": "unshared", "bn": "private", "l1": "half", "exchange": False},
-    "unshared_l1half_ex": {"conv": "unshared", "bn": "private", "l1": "half", "exchange": True},
-    "shared_l1half":      {"conv": "shared",   "bn": "private", "l1": "half", "exchange": False},
-    "cen":                {"conv": "shared",   "bn": "private", "l1": "half", "exchange": True},
-    "unshared_l1all":     {"conv": "unshared", "bn": "private", "l1": "all",  "exchange": False},
-    "unshared_l1all_ex":  {"conv": "unshared", "bn": "private", "l1": "all",  "exchange": True},
-    "shared_l1all":       {"conv": "shared",   "bn": "private", "l1": "all",  "exchange": False},
-    "shared_l1all_ex":    {"conv": "shared",   "bn": "private", "l1": "all",  "exchange": True},
-}
+# Variants, their factors (as results/*.json encodes them: "private" = the paper's "Unshared"
+# BNs) and the paper's row order come from the registry: one definition for training and reports.
+FACTORS = {v.name: v.factors() for v in _registry.TABLE7}
 
 # Table 7, Mean IoU (%), keyed by variant then output.
 TABLE7 = {
@@ -37,9 +28,9 @@ TABLE7 = {
     "shared_l1all":       {"rgb": 46.1, "depth": 37.9, "ensemble": 47.5},
     "shared_l1all_ex":    {"rgb": 48.6, "depth": 39.0, "ensemble": 49.8},
 }
-TABLE7_VARIANTS = tuple(TABLE7)  # dicts keep insertion order: this is the paper's row order
-TABLE1_VARIANTS = ("unshared", "shared_bn", "shared_conv", "shared_l1half", "cen",
-                   "shared_l1all_ex")
+TABLE7_VARIANTS = tuple(v.name for v in _registry.TABLE7)   # the paper's row order
+TABLE1_VARIANTS = tuple(_registry.TABLE1)
+assert set(TABLE7) == set(TABLE7_VARIANTS), "paper numbers and registry disagree"
 
 # How the paper prints each factor (column headers of Tables 1/7, then value labels).
 FACTOR_COLUMNS = {"conv": "Convs", "bn": "BNs", "l1": "ℓ1 Regulation", "exchange": "Exchange"}

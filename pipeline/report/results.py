@@ -3,13 +3,12 @@ from (provenance), and write report files atomically."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from ..io import write_data as atomic_write  # noqa: F401  (re-exported for notebooks)
 from .paper import TABLE7_VARIANTS
 
 COLUMNS = ["variant", "seed", "split", "output", "metric", "value"]
@@ -182,19 +181,3 @@ def provenance_block(prov: dict) -> str:
               f"- git revision: {prov['git']}",
               "", f"> {caveat}", ""]
     return "\n".join(lines) + "\n"
-
-
-def atomic_write(path, data: str | bytes) -> None:
-    """Write via a temp file in the same folder + os.replace: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports should be readable like any file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
