@@ -130,8 +130,13 @@ def git_revision(cwd=None) -> str:
         rev = git("rev-parse", "--short", "HEAD")
     except (OSError, subprocess.SubprocessError):
         return "unknown (no commit yet)"
-    try:  # untracked files (e.g. fresh outputs) do not make the code dirty
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    # Untracked files and what `dvc repro` itself rewrites while it runs (dvc.lock and the
+    # committed outputs) do not make the code dirty; any other tracked change does.
+    pipeline_outputs = [":(exclude,top)dvc.lock", ":(exclude,top)results",
+                        ":(exclude,top)reports/ablation", ":(exclude,top)reports/gamma"]
+    try:
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ":/",
+                         *pipeline_outputs))
     except (OSError, subprocess.SubprocessError):
         dirty = False
     return rev + ("-dirty" if dirty else "")
