@@ -15,10 +15,15 @@ def _sample(rng):
     """One array per modality, covering each dtype's full range (incl. uint16 > 2**15)."""
     mods = {}
     for name, spec in F.MODALITIES.items():
-        hi = np.iinfo(spec["dtype"]).max
+        dtype = spec["dtype"][0]
         shape = (H, W) if spec["channels"] == 1 else (H, W, spec["channels"])
-        a = rng.integers(0, hi + 1, size=shape, dtype=spec["dtype"])
-        a.flat[0], a.flat[1] = 0, hi
+        if dtype == "float32":   # metres, with a hole and values no uint16 mm could hold
+            a = rng.uniform(0.1, 80.0, size=shape).astype(np.float32)
+            a.flat[0], a.flat[1] = 0.0, 1.2345678
+        else:
+            hi = np.iinfo(dtype).max
+            a = rng.integers(0, hi + 1, size=shape, dtype=dtype)
+            a.flat[0], a.flat[1] = 0, hi
         mods[name] = a
     label = rng.integers(0, 3, size=(H, W), dtype=np.uint8)
     label[0, 0] = F.IGNORE_INDEX
@@ -78,7 +83,8 @@ def test_one_channel_accepts_hxwx1(tmp_path):
     ("rgb", np.zeros((H, W), np.uint8), ["rgb", f"({H}, {W})", "HxWx3"]),
     ("rgb", np.zeros((H, W, 4), np.uint8), ["rgb", f"({H}, {W}, 4)", "HxWx3"]),
     ("depth", np.zeros((H, W), np.uint8), ["depth", "uint8", "uint16"]),
-    ("depth", np.zeros((H, W), np.float32), ["depth", "float32", "uint16"]),
+    ("depth", np.zeros((H, W), np.float64), ["depth", "float64", "uint16 or float32"]),
+    ("depth", np.full((H, W), np.nan, np.float32), ["depth", "non-finite", "0"]),
     ("normal", np.zeros((H, W, 1), np.uint8), ["normal", "HxWx3"]),
     ("edge", np.zeros((H, W, 3), np.uint8), ["edge", "HxW"]),
     ("shade", np.zeros((H + 1, W), np.uint8), ["shade", "size", "match"]),
@@ -213,3 +219,22 @@ def test_meta_records_a_content_hash_that_tracks_every_file(tmp_path):
     data[-20] ^= 1
     label.write_bytes(bytes(data))
     assert F.content_hash(str(root)) != meta["content_sha256"]
+
+
+def test_float_depth_is_lossless_and_unlabelled_datasets_work(tmp_path):
+    # NYUDv2 depth arrives as float32 metres: a uint16 mm PNG would round 1.2345678 to 1.235.
+    depth = np.array([[0.0, 1.2345678, 9.87654321]], np.float32)
+    root = str(tmp_path / "d")
+    with F.DatasetWriter(root) as w:
+        w.write_sample("a", {"depth": depth}, None)
+        meta = w.finish({**META, "classes": [], "height": 1, "width": 3}, {"train": ["a"]})
+    back = F.read_modality(root, "depth", "a")
+    assert back.dtype == np.float32 and np.array_equal(back, depth)
+    assert os.path.isfile(os.path.join(root, "depth", "a.tiff"))
+    assert meta["labelled"] is False and not os.path.exists(os.path.join(root, F.LABEL))
+    assert np.array_equal(F.depth_to_metres(back), depth)
+    # Labelled and unlabelled samples cannot be mixed.
+    with pytest.raises(ValueError, match="labelled throughout"):
+        with F.DatasetWriter(str(tmp_path / "e")) as w:
+            w.write_sample("a", {"depth": depth}, None)
+            w.write_sample("b", {"depth": depth}, np.zeros((1, 3), np.uint8))

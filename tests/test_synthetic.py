@@ -72,16 +72,17 @@ def test_scene_independent_of_dataset_size(tmp_path):
 
 def test_dtypes_and_shapes(tmp_path):
     out = S.render(S.scene_at(0, 0), 30, 40)
-    assert set(out) == set(F.MODALITIES) | {"label"}
-    for name, spec in F.MODALITIES.items():
+    assert set(out) == set(S.MODALITIES) | {"label"}
+    for name in S.MODALITIES:
+        spec = F.MODALITIES[name]
         shape = (30, 40) if spec["channels"] == 1 else (30, 40, spec["channels"])
-        assert out[name].dtype == np.dtype(spec["dtype"]) and out[name].shape == shape, name
+        assert out[name].dtype == np.dtype(spec["dtype"][0]) and out[name].shape == shape, name
     assert out["label"].dtype == np.uint8 and out["label"].shape == (30, 40)
     # Non-square, odd sizes work and the files read back the same way.
     root = tmp_path / "d"
     meta = _gen(root, size=(17, 31))
-    assert meta["modalities"] == list(F.MODALITIES) and meta["classes"] == S.CLASSES
-    for name in F.MODALITIES:
+    assert meta["modalities"] == list(S.MODALITIES) and meta["classes"] == S.CLASSES
+    for name in S.MODALITIES:
         assert F.read_modality(root, name, "test_000001").shape[:2] == (17, 31)
 
 

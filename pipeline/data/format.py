@@ -6,9 +6,13 @@ this one layout, so training and evaluation code never needs to know which datas
     root/meta.json            name, classes, ignore_index, modalities, height, width, splits, source
     root/splits/<split>.txt   one sample id per line; split in SPLITS
     root/<modality>/<id>.png  one folder per modality present, storage as in MODALITIES
-    root/label/<id>.png       uint8 class index per pixel, IGNORE_INDEX = ignore
+    root/<modality>/<id>.tiff float32 modalities (depth in metres from a float source)
+    root/label/<id>.png       uint8 class index per pixel, IGNORE_INDEX = ignore (absent for
+                              datasets without labels, e.g. Taskonomy for image translation)
 
-PNG everywhere: lossless, 16-bit capable (depth), readable by every tool, and small enough.
+PNG for integers (lossless, 16-bit capable, readable by every tool); deflate-compressed float32
+TIFF where the source is float (NYUDv2 depth in metres): lossless too, where a uint16 mm PNG
+would round it.
 """
 
 import hashlib
@@ -20,17 +24,28 @@ import shutil
 import numpy as np
 from PIL import Image
 
-# Canonical modality names and how each is stored. Decoders below turn them back into physics.
+# Canonical modality names and how each is stored ("dtype": the accepted storage dtypes; float32
+# goes to TIFF, integers to PNG). Decoders below turn them back into physics.
 MODALITIES: dict[str, dict] = {
-    "rgb": {"dtype": "uint8", "channels": 3},
-    # Millimetres, 0 = no reading (hole, out of range): the NYUDv2 / Kinect convention.
-    "depth": {"dtype": "uint16", "channels": 1, "unit_m": 0.001},
+    "rgb": {"dtype": ("uint8",), "channels": 3},
+    # uint16 millimetres (the Kinect convention) or float32 metres; 0 = no reading (hole, out
+    # of range) either way.
+    "depth": {"dtype": ("uint16", "float32"), "channels": 1, "unit_m": 0.001},
     # Camera frame (x right, y down, z forward), stored as round((n + 1) * 127.5).
-    "normal": {"dtype": "uint8", "channels": 3},
-    "shade": {"dtype": "uint8", "channels": 1},
-    "texture": {"dtype": "uint8", "channels": 3},
-    "edge": {"dtype": "uint8", "channels": 1},
+    "normal": {"dtype": ("uint8",), "channels": 3},
+    "shade": {"dtype": ("uint8",), "channels": 1},
+    "texture": {"dtype": ("uint8",), "channels": 3},
+    "edge": {"dtype": ("uint8",), "channels": 1},
+    # Taskonomy domains, under the dataset's own names (pipeline.data.taskonomy): values as the
+    # dataset stores them, except depths, converted from 1/512 m to float32 metres.
+    "reshading": {"dtype": ("uint8",), "channels": 1},
+    "depth_zbuffer": {"dtype": ("float32",), "channels": 1},
+    "depth_euclidean": {"dtype": ("float32",), "channels": 1},
+    "principal_curvature": {"dtype": ("uint8",), "channels": 3},
+    "edge_occlusion": {"dtype": ("uint16",), "channels": 1},
+    "edge_texture": {"dtype": ("uint16",), "channels": 1},
 }
+EXTENSIONS = {"float32": ".tiff"}   # every other storage dtype: .png
 SPLITS = ("train", "val", "test")
 IGNORE_INDEX = 255
 LABEL = "label"  # folder name of the label maps; not a modality (never an input to a model)
@@ -52,7 +67,9 @@ def decode_normal(v: np.ndarray) -> np.ndarray:
 
 
 def depth_to_metres(d: np.ndarray) -> np.ndarray:
-    """uint16 stored depth -> float32 metres; holes stay 0."""
+    """Stored depth (uint16 mm or float32 m) -> float32 metres; holes stay 0."""
+    if d.dtype == np.float32:
+        return d
     return d.astype(np.float32) * MODALITIES["depth"]["unit_m"]
 
 
@@ -71,32 +88,45 @@ def _check_modality(name: str, a: np.ndarray, hw: tuple[int, int]) -> np.ndarray
     spec = MODALITIES[name]
     a = np.asarray(a)
     c = spec["channels"]
-    accepted = f"{spec['dtype']} HxW{'' if c == 1 else 'x3'}" + (" or HxWx1" if c == 1 else "")
-    if a.dtype != np.dtype(spec["dtype"]):
+    accepted = (f"{' or '.join(spec['dtype'])} HxW{'' if c == 1 else f'x{c}'}"
+                + (" or HxWx1" if c == 1 else ""))
+    if a.dtype.name not in spec["dtype"]:
         raise ValueError(f"modality {name!r}: got dtype {a.dtype} shape {a.shape}; accepted: {accepted}")
     if c == 1 and a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     ok = a.ndim == 2 if c == 1 else (a.ndim == 3 and a.shape[2] == c)
     if not ok:
         raise ValueError(f"modality {name!r}: got shape {a.shape} ({a.dtype}); accepted: {accepted}")
-    if a.shape[:2] != hw:
-        raise ValueError(f"modality {name!r}: got size {a.shape[:2]}, label is {hw}; they must match")
+    if hw is not None and a.shape[:2] != hw:
+        raise ValueError(f"modality {name!r}: got size {a.shape[:2]}, expected {hw} like the "
+                         f"sample's other maps; they must match")
+    if a.dtype == np.float32 and not np.isfinite(a).all():
+        raise ValueError(f"modality {name!r}: non-finite values; store holes as 0")
     return a
+
+
+def _filename(sample_id: str, a: np.ndarray) -> str:
+    return sample_id + EXTENSIONS.get(a.dtype.name, ".png")
 
 
 # ----------------------------------------------------------------------------- writing
 
 
 def _save_png(path: str, a: np.ndarray) -> None:
-    # Pillow infers L / RGB from uint8 and I;16 from uint16 (written as a 16-bit grayscale PNG).
-    Image.fromarray(np.ascontiguousarray(a)).save(path, compress_level=1)
+    # Pillow infers L / RGB from uint8 and I;16 from uint16 (written as a 16-bit grayscale PNG),
+    # and F from float32, which goes to a deflate-compressed TIFF (lossless).
+    a = np.ascontiguousarray(a)
+    if path.endswith(".tiff"):
+        Image.fromarray(a).save(path, compression="tiff_adobe_deflate")
+    else:
+        Image.fromarray(a).save(path, compress_level=1)
 
 
 class DatasetWriter:
     """Write a dataset atomically: nothing appears at `root` unless the whole write succeeded.
 
         with DatasetWriter(root) as w:
-            w.write_sample("000017", {"rgb": rgb, "depth": depth}, label)
+            w.write_sample("000017", {"rgb": rgb, "depth": depth}, label)   # label None: unlabelled
             meta = w.finish({"name": ..., "classes": [...], "height": H, "width": W, "source": {...}},
                             {"train": [...], "val": [...], "test": [...]})
 
@@ -110,6 +140,7 @@ class DatasetWriter:
         self._modalities: list[str] | None = None  # fixed by the first sample
         self._ids: set[str] = set()
         self._max_label = -1
+        self._labelled: bool | None = None          # fixed by the first sample, like modalities
         self._finished = False
 
     def __enter__(self) -> "DatasetWriter":
@@ -118,28 +149,42 @@ class DatasetWriter:
         os.makedirs(os.path.join(self.tmp, "splits"))
         return self
 
-    def write_sample(self, sample_id: str, modalities: dict[str, np.ndarray], label: np.ndarray) -> None:
+    def write_sample(self, sample_id: str, modalities: dict[str, np.ndarray],
+                     label: np.ndarray | None) -> None:
         _check_id(sample_id)
         if sample_id in self._ids:
             raise ValueError(f"sample id {sample_id!r} written twice")
-        label = np.asarray(label)
-        if label.dtype != np.uint8 or label.ndim != 2:
-            raise ValueError(f"label: got dtype {label.dtype} shape {label.shape}; accepted: uint8 HxW")
-        arrays = {m: _check_modality(m, a, label.shape) for m, a in modalities.items()}
-        # Every sample must carry the same modalities, else a loader would fail mid-epoch.
+        hw = None
+        if label is not None:
+            label = np.asarray(label)
+            if label.dtype != np.uint8 or label.ndim != 2:
+                raise ValueError(f"label: got dtype {label.dtype} shape {label.shape}; accepted: uint8 HxW")
+            hw = label.shape
+        if not modalities:
+            raise ValueError(f"sample {sample_id!r} has no modality")
+        arrays = {}
+        for m, a in modalities.items():
+            arrays[m] = _check_modality(m, a, hw)
+            hw = arrays[m].shape[:2]
+        # Every sample must carry the same modalities (and labels or none), else a loader
+        # would fail mid-epoch.
         names = sorted(arrays)
         if self._modalities is None:
-            self._modalities = names
-            for m in names + [LABEL]:
+            self._modalities, self._labelled = names, label is not None
+            for m in names + ([LABEL] if self._labelled else []):
                 os.makedirs(os.path.join(self.tmp, m))
         elif names != self._modalities:
             raise ValueError(f"sample {sample_id!r} has modalities {names}, earlier samples {self._modalities}")
+        elif (label is not None) != self._labelled:
+            raise ValueError(f"sample {sample_id!r}: label {'given' if label is not None else 'missing'}"
+                             f", unlike earlier samples; a dataset is labelled throughout or not at all")
         for m, a in arrays.items():
-            _save_png(os.path.join(self.tmp, m, f"{sample_id}.png"), a)
-        _save_png(os.path.join(self.tmp, LABEL, f"{sample_id}.png"), label)
-        valid = label[label != IGNORE_INDEX]
-        if valid.size:
-            self._max_label = max(self._max_label, int(valid.max()))
+            _save_png(os.path.join(self.tmp, m, _filename(sample_id, a)), a)
+        if label is not None:
+            _save_png(os.path.join(self.tmp, LABEL, f"{sample_id}.png"), label)
+            valid = label[label != IGNORE_INDEX]
+            if valid.size:
+                self._max_label = max(self._max_label, int(valid.max()))
         self._ids.add(sample_id)
 
     def finish(self, meta: dict, splits: dict[str, list[str]]) -> dict:
@@ -162,6 +207,7 @@ class DatasetWriter:
                 raise ValueError(f"sample {sorted(dup)[0]!r} is in more than one split")
             seen.update(ids)
         meta = dict(meta)
+        meta["labelled"] = bool(self._labelled)
         meta["ignore_index"] = IGNORE_INDEX
         meta["modalities"] = [m for m in MODALITIES if m in (self._modalities or [])]
         meta["splits"] = {s: len(ids) for s, ids in splits.items()}
@@ -243,16 +289,20 @@ def _load_png(path: str) -> np.ndarray:
 
 
 def read_modality(root: str, modality: str, sample_id: str) -> np.ndarray:
-    """HxWx3 for 3-channel modalities, HxW for 1-channel ones, dtype as in MODALITIES."""
+    """HxWxC for multi-channel modalities, HxW for 1-channel ones, dtype as stored (one of
+    MODALITIES[modality]["dtype"])."""
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}; accepted: {', '.join(MODALITIES)}")
     spec = MODALITIES[modality]
-    a = _load_png(os.path.join(root, modality, f"{sample_id}.png"))
-    if spec["dtype"] == "uint16" and a.dtype != np.uint16:
+    path = os.path.join(root, modality, f"{sample_id}.png")
+    if not os.path.isfile(path) and os.path.isfile(path[:-4] + ".tiff"):
+        path = path[:-4] + ".tiff"
+    a = _load_png(path)
+    if "uint16" in spec["dtype"] and a.dtype in (np.int32, np.uint32):  # Pillow's "I" mode
         a = a.astype(np.uint16)
     want = 2 if spec["channels"] == 1 else 3
-    if a.ndim != want or a.dtype != np.dtype(spec["dtype"]):
-        raise ValueError(f"{root}/{modality}/{sample_id}.png holds {a.dtype} {a.shape}, expected {spec}")
+    if a.ndim != want or a.dtype.name not in spec["dtype"]:
+        raise ValueError(f"{path} holds {a.dtype} {a.shape}, expected {spec}")
     return a
 
 

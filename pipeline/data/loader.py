@@ -26,7 +26,9 @@ def normalise(modality: str, raw: torch.Tensor) -> torch.Tensor:
     if modality in ("rgb", "texture"):
         return (x / 255 - IMAGENET_MEAN) / IMAGENET_STD
     if modality == "depth":
-        return (x * fmt.MODALITIES["depth"]["unit_m"] / 5.0).expand(-1, 3, -1, -1)
+        # Stored as uint16 mm (held as int32) or float32 metres: both become metres here.
+        metres = raw if raw.is_floating_point() else x * fmt.MODALITIES["depth"]["unit_m"]
+        return (metres / 5.0).expand(-1, 3, -1, -1)
     if modality == "normal":
         return x / 127.5 - 1
     if modality in ("shade", "edge"):

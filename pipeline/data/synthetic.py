@@ -3,7 +3,7 @@
 Each scene is a box-shaped room (floor, walls, ceiling) with 3-7 pieces of furniture, a little
 unlabeled clutter, and flat decals (a rug, pictures, windows) that have no geometry of their own.
 A pinhole camera is ray cast with vectorised numpy (one primary ray per pixel, one shadow ray
-towards a point light) and every modality of `format.MODALITIES` is rendered, pixel-aligned.
+towards a point light) and every modality of MODALITIES below is rendered, pixel-aligned.
 
 The classes are chosen so that multimodal fusion matters, which is what CEN is about:
   * APPEARANCE_ONLY pairs share their geometry exactly (a rug *is* the floor plane) and differ
@@ -25,6 +25,7 @@ import numpy as np
 from .format import IGNORE_INDEX, DatasetWriter, carve_validation, encode_normal
 
 VERSION = "1.0"
+MODALITIES = ("rgb", "depth", "normal", "shade", "texture", "edge")   # all rendered, aligned
 CLASSES = ["floor", "wall", "ceiling", "rug", "picture", "window",
            "cabinet", "table", "bed", "sofa", "ball", "box"]
 APPEARANCE_ONLY = [("rug", "floor"), ("picture", "wall"), ("window", "wall")]
@@ -544,7 +545,7 @@ def _depth_sensor(z: np.ndarray, scene: Scene, glass: np.ndarray, rng) -> np.nda
 
 
 def render(scene: Scene, height: int, width: int, rng=None, clean: bool = False) -> dict[str, np.ndarray]:
-    """All modalities of format.MODALITIES plus "label", as stored (uint8 / uint16 depth in mm).
+    """All of MODALITIES plus "label", as stored (uint8 / uint16 depth in mm).
 
     rng drives the sensor noise (default: seeded by scene.noise_seed, so renders are repeatable);
     clean=True skips sensor noise and depth holes, leaving exact geometry.
