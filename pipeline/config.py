@@ -18,13 +18,22 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from .data.sources import ARTEFACTS
 from .models.registry import Variant, get_variant
 from .models.segnet import ModelSpec
 
-# Prepared datasets the segmentation stages can read, and the modalities each provides.
+# Prepared datasets the segmentation stages can read (data/<name>), and their modalities.
+# (Taskonomy is prepared too, for image translation; it has no segmentation labels.)
 DATASETS = {
     "synthetic": ("rgb", "depth", "normal", "shade", "texture", "edge"),
+    "nyudv2": ("rgb", "depth"),
+    "sunrgbd": ("rgb", "depth"),
 }
+# ImageNet initialisation: torchvision's ResNets, recognised by their block counts.
+RESNETS = {(3, 4, 23, 3): 101, (3, 8, 36, 3): 152}
+WEIGHTS_DIR = "data/weights"
+TASKONOMY_DOMAINS = ("rgb", "normal", "reshading", "depth_euclidean", "depth_zbuffer",
+                     "principal_curvature", "edge_occlusion", "edge_texture")
 
 
 class ParamsError(ValueError):
@@ -59,6 +68,27 @@ def _int_or_null():
 
 def _bool():
     return (lambda v: isinstance(v, bool)), "true or false"
+
+
+def _choice(*options):
+    return (lambda v: v in options), " or ".join(map(str, options))
+
+
+def _url_or_null():
+    ok = lambda v: v is None or (isinstance(v, str) and v.split("://")[0] in ("http", "https", "file")
+                                 and "://" in v)
+    return ok, "null (the built-in URLs) or an http://, https:// or file:// URL"
+
+
+def _crop():
+    def ok(v):
+        if v is None:
+            return True
+        if not (isinstance(v, list) and len(v) == 4 and all(_int(0)[0](x) for x in v)):
+            return False
+        top, bottom, left, right = v
+        return top < bottom <= 480 and left < right <= 640
+    return ok, "null or [top, bottom, left, right] with top < bottom <= 480, left < right <= 640"
 
 
 def _int_list(n=None, lo=1):
@@ -109,6 +139,33 @@ class MethodParams:
 
 
 @dataclass(frozen=True)
+class SourcesParams:
+    retries: int
+    timeout_s: float
+    mirrors: dict        # artefact name -> None or a URL that replaces its built-in URLs
+
+
+@dataclass(frozen=True)
+class NYUDv2Params:
+    crop: tuple[int, ...] | None   # (top, bottom, left, right), half-open; None: no crop
+    depth: str                     # inpainted | raw
+    val_fraction: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class SUNRGBDParams:
+    depth: str                     # refined (depth_bfx) | raw
+    val_fraction: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class TaskonomyParams:
+    domains: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ReportParams:
     alpha: float
     figure5_layer: int | None   # None: the paper's position (first 3x3 BN of ResNet stage 3)
@@ -128,7 +185,19 @@ CHECKS = {
     ReportParams: dict(alpha=_num(0, 0.5, lo_open=True, hi_open=False), figure5_layer=_int_or_null(),
                        figure5_seed=_int(0)),
     ModelSpec: dict(layers=_int_list(4), width=_int(1), decoder_widths=_int_list(4),
-                    dropout=_num(0, 1), gamma_init=_num(0, lo_open=True)),
+                    dropout=_num(0, 1), gamma_init=_num(0, lo_open=True),
+                    init=_choice("scratch", "imagenet")),
+    SourcesParams: dict(retries=_int(0), timeout_s=_num(0, lo_open=True),
+                        mirrors=((lambda v: isinstance(v, dict)), "a mapping")),
+    NYUDv2Params: dict(crop=_crop(), depth=_choice("inpainted", "raw"),
+                       val_fraction=_num(0, 1, lo_open=True), seed=_int(0)),
+    SUNRGBDParams: dict(depth=_choice("refined", "raw"), val_fraction=_num(0, 1, lo_open=True),
+                        seed=_int(0)),
+    TaskonomyParams: dict(domains=((lambda v: isinstance(v, list) and len(v) >= 1
+                                    and len(set(v)) == len(v)
+                                    and all(d in TASKONOMY_DOMAINS for d in v)),
+                                   "a non-empty list of distinct domains from "
+                                   + ", ".join(TASKONOMY_DOMAINS))),
 }
 
 
@@ -163,23 +232,54 @@ def _section(cls, key: str, raw: Any):
 
 PROFILE_SECTIONS = {"synthetic": SyntheticParams, "model": ModelSpec, "train": TrainParams,
                     "eval": EvalParams}
-TOP_SECTIONS = {"optim": OptimParams, "method": MethodParams, "report": ReportParams}
-TOP_KEYS = ["lambda", "theta", "profile", "dataset", "modalities", *TOP_SECTIONS, "profiles"]
+TOP_SECTIONS = {"optim": OptimParams, "method": MethodParams, "report": ReportParams,
+                "sources": SourcesParams}
+PREPARE_SECTIONS = {"nyudv2": NYUDv2Params, "sunrgbd": SUNRGBDParams, "taskonomy": TaskonomyParams}
+TOP_KEYS = ["lambda", "theta", "profile", "modalities", *TOP_SECTIONS, "prepare", "profiles"]
+
+
+def resnet_depth(spec: ModelSpec) -> int | None:
+    """101 / 152 when the encoder is torchvision's ResNet of that depth (ImageNet weights fit)."""
+    return RESNETS.get(tuple(spec.layers)) if spec.width == 64 else None
+
+
+def weights_path(spec: ModelSpec) -> str | None:
+    """Prepared ImageNet weights the encoder starts from, or None (trained from scratch)."""
+    return f"{WEIGHTS_DIR}/resnet{resnet_depth(spec)}.pt" if spec.init == "imagenet" else None
 
 
 def _profile(name: str, raw: Any) -> dict:
     key = f"profiles.{name}"
-    raw = _mapping(key, raw, ["seeds", *PROFILE_SECTIONS])
+    raw = _mapping(key, raw, ["dataset", "seeds", *PROFILE_SECTIONS])
+    if raw["dataset"] not in DATASETS:
+        raise _fail(f"{key}.dataset", raw["dataset"], ", ".join(DATASETS))
     seeds = raw["seeds"]
     if not (_int_list(lo=0)[0](seeds) and len(set(seeds)) == len(seeds)):
         raise _fail(f"{key}.seeds", seeds, "a non-empty list of distinct integers >= 0")
-    out = {"seeds": tuple(seeds)}
+    out = {"dataset": raw["dataset"], "seeds": tuple(seeds)}
     for sec, cls in PROFILE_SECTIONS.items():
         out[sec] = _section(cls, f"{key}.{sec}", raw[sec])
     tr = out["train"]
     if tr.scale_max < tr.scale_min:
         raise _fail(f"{key}.train.scale_max", tr.scale_max, f"a number >= scale_min ({tr.scale_min})")
+    spec = out["model"]
+    if spec.init == "imagenet" and resnet_depth(spec) is None:
+        raise _fail(f"{key}.model.init", spec.init,
+                    "scratch, or imagenet with layers [3, 4, 23, 3] (ResNet-101) or "
+                    f"[3, 8, 36, 3] (ResNet-152) and width 64 (got layers {list(spec.layers)}, "
+                    f"width {spec.width})")
     return out
+
+
+def _sources(raw: Any) -> SourcesParams:
+    src = _section(SourcesParams, "sources", raw)
+    names = [a.name for a in ARTEFACTS]
+    _mapping("sources.mirrors", src.mirrors, names)       # exactly one entry per artefact
+    ok, accepted = _url_or_null()
+    for name in names:
+        if not ok(src.mirrors[name]):
+            raise _fail(f"sources.mirrors.{name}", src.mirrors[name], accepted)
+    return src
 
 
 def validate(raw: Any) -> dict:
@@ -198,20 +298,21 @@ def validate(raw: Any) -> dict:
     if raw["profile"] not in tree["profiles"]:
         raise _fail("profile", raw["profile"], ", ".join(tree["profiles"]))
     tree["profile"] = raw["profile"]
-    if raw["dataset"] not in DATASETS:
-        raise _fail("dataset", raw["dataset"], ", ".join(DATASETS))
-    tree["dataset"] = raw["dataset"]
-    mods, have = raw["modalities"], DATASETS[raw["dataset"]]
+    dataset = tree["profiles"][raw["profile"]]["dataset"]
+    mods, have = raw["modalities"], DATASETS[dataset]
     if (not isinstance(mods, list) or not 2 <= len(mods) <= 4 or len(set(mods)) != len(mods)
             or not all(isinstance(x, str) for x in mods)):
         raise _fail("modalities", mods, f"a list of 2 to 4 distinct names from {', '.join(have)}")
     for x in mods:
         if x not in have:
-            raise _fail("modalities", mods, f"modalities of dataset {raw['dataset']!r}: "
-                                            f"{', '.join(have)} ({x!r} is not one of them)")
+            raise _fail("modalities", mods, f"modalities of dataset {dataset!r} (profile "
+                                            f"{raw['profile']!r}): {', '.join(have)} ({x!r} is "
+                                            f"not one of them)")
     tree["modalities"] = tuple(mods)
     for sec, cls in TOP_SECTIONS.items():
-        tree[sec] = _section(cls, sec, raw[sec])
+        tree[sec] = _sources(raw[sec]) if cls is SourcesParams else _section(cls, sec, raw[sec])
+    prep = _mapping("prepare", raw["prepare"], list(PREPARE_SECTIONS))
+    tree["prepare"] = {k: _section(cls, f"prepare.{k}", prep[k]) for k, cls in PREPARE_SECTIONS.items()}
     return tree
 
 
@@ -268,6 +369,7 @@ class TrainSettings:
     modalities: tuple[str, ...]
     seeds: tuple[int, ...]
     model: ModelSpec
+    weights: str | None       # prepared ImageNet weights (model.init = imagenet), else None
     train: TrainParams
     eval: EvalParams          # batch size of the per-epoch validation
     optim: OptimParams
@@ -290,8 +392,9 @@ def train_settings(p: Params, variant_name: str) -> TrainSettings:
         variant=v,
         lam=p.read("lambda") if v.uses_lambda else 0.0,
         theta=p.read("theta") if v.uses_theta else 0.0,
-        profile=p.read("profile"), dataset=p.read("dataset"), modalities=p.read("modalities"),
-        seeds=p.profile_section("seeds"), model=p.profile_section("model"),
+        profile=p.read("profile"), dataset=p.profile_section("dataset"),
+        modalities=p.read("modalities"), seeds=p.profile_section("seeds"),
+        model=(model := p.profile_section("model")), weights=weights_path(model),
         train=p.profile_section("train"), eval=p.profile_section("eval"), optim=p.read("optim"),
         method=p.read("method"))
 
@@ -301,7 +404,31 @@ def generate_settings(p: Params) -> SyntheticParams:
 
 
 def eval_settings(p: Params) -> tuple[str, EvalParams]:
-    return p.read("dataset"), p.profile_section("eval")
+    return p.profile_section("dataset"), p.profile_section("eval")
+
+
+def download_settings(p: Params, artefact: str) -> dict:
+    """What a download stage reads: the mirror of ITS artefact only, and the network settings."""
+    if artefact not in {a.name for a in ARTEFACTS}:
+        raise ParamsError(f"unknown artefact {artefact!r}; accepted: "
+                          f"{', '.join(a.name for a in ARTEFACTS)}")
+    return {"mirror": p.read(f"sources.mirrors.{artefact}"), "retries": p.read("sources.retries"),
+            "timeout_s": p.read("sources.timeout_s")}
+
+
+def prepare_settings(p: Params, dataset: str):
+    """Options of one prepare stage (prepare.<dataset>)."""
+    if dataset not in PREPARE_SECTIONS:
+        raise ParamsError(f"no prepare options for {dataset!r}; accepted: {', '.join(PREPARE_SECTIONS)}")
+    return p.read(f"prepare.{dataset}")
+
+
+def inputs_settings(p: Params, profile: str) -> dict:
+    """What a profile trains on: its dataset and, with ImageNet init, the prepared weights."""
+    if profile not in p.tree["profiles"]:
+        raise ParamsError(f"unknown profile {profile!r}; accepted: {', '.join(p.tree['profiles'])}")
+    spec = p.read(f"profiles.{profile}.model")
+    return {"dataset": p.read(f"profiles.{profile}.dataset"), "weights": weights_path(spec)}
 
 
 def report_settings(p: Params, notebook: str) -> dict:

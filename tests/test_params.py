@@ -20,7 +20,14 @@ def raw_params():
 def test_committed_params_are_valid():
     p = load_params(ROOT / "params.yaml")
     assert p.tree["lambda"] == 5e-3 and p.tree["theta"] == 2e-2   # the paper's defaults
-    assert {"smoke", "mini"} <= set(p.tree["profiles"])
+    assert {"smoke", "mini", "paper"} <= set(p.tree["profiles"])
+    paper = p.tree["profiles"]["paper"]
+    # Paper §4.1: NYUDv2, RefineNet-101 from ImageNet, batch 6, lr 5e-4 / 3e-3.
+    assert paper["dataset"] == "nyudv2" and paper["model"].layers == (3, 4, 23, 3)
+    assert paper["model"].init == "imagenet" and config.weights_path(paper["model"]) == \
+        "data/weights/resnet101.pt"
+    assert (paper["train"].batch_size, paper["train"].lr_encoder, paper["train"].lr_decoder) == \
+        (6, 5e-4, 3e-3)
 
 
 def _set(d, dotted, value):
@@ -39,7 +46,16 @@ def _set(d, dotted, value):
     ("theta", 1.0, ["theta", "1.0", "[0, 1)"]),
     ("theta", -0.01, ["theta", "[0, 1)"]),
     ("profile", "huge", ["profile", "'huge'", "smoke", "mini"]),
-    ("dataset", "kitti", ["dataset", "'kitti'", "synthetic"]),
+    ("profiles.mini.dataset", "kitti", ["profiles.mini.dataset", "'kitti'", "synthetic", "nyudv2"]),
+    ("profiles.mini.model.init", "imagenet", ["profiles.mini.model.init", "ResNet-101", "width 64"]),
+    ("profiles.paper.model.init", "random", ["init", "scratch or imagenet"]),
+    ("sources.mirrors.nyudv2_labeled", "ftp://x/y.mat", ["sources.mirrors.nyudv2_labeled",
+                                                         "ftp://x/y.mat", "file://"]),
+    ("sources.retries", -1, ["sources.retries", ">= 0"]),
+    ("prepare.nyudv2.crop", [6, 474, 7, 700], ["prepare.nyudv2.crop", "640"]),
+    ("prepare.nyudv2.depth", "filled", ["prepare.nyudv2.depth", "inpainted or raw"]),
+    ("prepare.sunrgbd.depth", "bfx", ["prepare.sunrgbd.depth", "refined or raw"]),
+    ("prepare.taskonomy.domains", ["rgb", "mist"], ["prepare.taskonomy.domains", "edge_texture"]),
     ("modalities", ["rgb", "lidar"], ["modalities", "lidar", "depth"]),
     ("modalities", ["rgb"], ["modalities", "2 to 4"]),
     ("modalities", ["rgb", "rgb"], ["modalities", "distinct"]),
@@ -69,6 +85,8 @@ def test_bad_values_fail_with_one_line_naming_key_value_and_accepted(key, value,
 @pytest.mark.parametrize("key,words", [
     ("lamda", ["unknown key lamda", "lambda"]),
     ("profiles.mini.train.epoch", ["unknown key profiles.mini.train.epoch", "epochs"]),
+    ("sources.mirrors.nyu", ["unknown key sources.mirrors.nyu", "nyudv2_labeled"]),
+    ("prepare.kitti", ["unknown key prepare.kitti", "nyudv2"]),
 ])
 def test_unknown_keys_are_refused(key, words):
     raw = raw_params()
@@ -102,10 +120,13 @@ def test_registry_has_the_eleven_rows_of_table7_and_table1_subset():
 # --- declared == read -------------------------------------------------------------------------
 
 def declared_params(profile: str) -> dict[str, set[str]]:
-    """dvc.yaml's params per stage, with ${profile} resolved as DVC does."""
-    doc = YAML(typ="safe", pure=True).load((ROOT / "dvc.yaml").read_text())
-    return {name: {k.replace("${profile}", profile) for k in st.get("params", [])}
-            for name, st in doc["stages"].items()}
+    """Params per stage of dvc.yaml and data/dvc.yaml, with ${profile} resolved as DVC does."""
+    out = {}
+    for f in ("dvc.yaml", "data/dvc.yaml"):
+        doc = YAML(typ="safe", pure=True).load((ROOT / f).read_text())
+        out.update({name: {k.replace("${profile}", profile) for k in st.get("params", [])}
+                    for name, st in doc["stages"].items()})
+    return out
 
 
 def reads_of(stage: str, p: Params) -> set[str]:
@@ -119,12 +140,20 @@ def reads_of(stage: str, p: Params) -> set[str]:
         config.eval_settings(p)
     elif stage.startswith("report_"):
         config.report_settings(p, stage.removeprefix("report_"))
+    elif stage.startswith("download_"):
+        config.download_settings(p, stage.removeprefix("download_"))
+    elif stage.startswith("prepare_"):
+        what = stage.removeprefix("prepare_")
+        if what in config.PREPARE_SECTIONS:        # weights stages read no params
+            config.prepare_settings(p, what)
+    elif stage.startswith("inputs_"):
+        config.inputs_settings(p, stage.removeprefix("inputs_"))
     else:
         raise AssertionError(f"no reader known for stage {stage}")
     return set(p.reads)
 
 
-@pytest.mark.parametrize("profile", ["smoke", "mini"])
+@pytest.mark.parametrize("profile", ["smoke", "mini", "paper"])
 def test_every_stage_declares_exactly_what_it_reads(profile):
     p = load_params(ROOT / "params.yaml")
     p.tree = copy.deepcopy(p.tree)
@@ -151,5 +180,16 @@ def test_stage_entry_points_take_params_only_through_the_config_functions():
 
 
 def test_dvc_yaml_is_generated_from_the_registry():
-    assert (ROOT / "dvc.yaml").read_text() == dvcgen.document(), \
-        "dvc.yaml is stale: run `python -m pipeline.dvcgen`"
+    for rel, text in dvcgen.documents(ROOT / "params.yaml").items():
+        assert (ROOT / rel).read_text() == text, f"{rel} is stale: run `python -m pipeline.dvcgen`"
+
+
+def test_each_profile_trains_on_exactly_its_inputs():
+    doc = YAML(typ="safe", pure=True).load((ROOT / "data/dvc.yaml").read_text())
+    st = doc["stages"]
+    assert st["inputs_mini"]["deps"] == ["stages/inputs.py", "data/synthetic/meta.json"]
+    assert st["inputs_paper"]["deps"] == ["stages/inputs.py", "data/nyudv2/meta.json",
+                                          "data/weights/resnet101.pt"]
+    # Everything a download writes is one artefact's raw file, never cached twice.
+    outs = [next(iter(o)) for k, s in st.items() if k.startswith("download_") for o in s["outs"]]
+    assert len(outs) == 11 and all(o.startswith("data/raw/") for o in outs)

@@ -33,6 +33,9 @@ class ModelSpec:
     decoder_widths: tuple[int, ...]
     dropout: float
     gamma_init: float = 1.0
+    # "imagenet": the encoder starts from torchvision's ImageNet ResNet (paper §4.1), shared
+    # convs and every private BN from the single pretrained one (pipeline.models.pretrained).
+    init: str = "scratch"
 
 
 class CENSegNet(nn.Module):

@@ -83,7 +83,11 @@ def train_run(s: TrainSettings, seed: int, train: SegmentationSplit, val: Segmen
     name = f"{s.variant.name}/seed{seed}"
 
     torch.manual_seed(seed)
-    model = make_model(cfg, len(train.classes)).to(device)
+    model = make_model(cfg, len(train.classes))
+    if s.weights:      # paper §4.1: the encoder starts from ImageNet (prepared by data/dvc.yaml)
+        from ..models.pretrained import load_imagenet
+        load_imagenet(model, torch.load(s.weights, map_location="cpu", weights_only=True))
+    model = model.to(device)
     enc, dec = model.param_groups()
     tp = s.train
     opt = torch.optim.SGD([{"params": enc, "lr": tp.lr_encoder}, {"params": dec, "lr": tp.lr_decoder}],
