@@ -127,3 +127,26 @@ def test_code_change_invalidates_the_checkpoint(monkeypatch):
     monkeypatch.setattr(loop, "code_hash", lambda: "edited")
     assert loop.fingerprint(cfg) != before
     assert any(p.name == "layers.py" for p in loop.CODE)
+
+
+def test_imagenet_init_loads_the_prepared_weights_before_training(splits, tmp_path, monkeypatch):
+    # The mapping itself is proven against torchvision in test_pretrained.py; here: that a run
+    # with `weights` hands exactly that file to it, before the first step, and one without
+    # does not (a smoke-sized encoder cannot hold ResNet-101 weights).
+    import pipeline.models.pretrained as pretrained
+    train, val = splits
+    calls = []
+
+    def fake_load(model, state_dict):
+        calls.append((model.encoder.conv1.weight.detach().clone(), state_dict))
+
+    monkeypatch.setattr(pretrained, "load_imagenet", fake_load)
+    torch.save({"marker": torch.arange(3)}, tmp_path / "w.pt")
+    s = dataclasses.replace(settings(), weights=str(tmp_path / "w.pt"))
+    cfg = train_run(s, 0, train, val, tmp_path / "a", torch.device("cpu"), log=lambda *a: None,
+                    stop_after_epoch=1)
+    assert len(calls) == 1 and torch.equal(calls[0][1]["marker"], torch.arange(3))
+    assert cfg["weights"] == str(tmp_path / "w.pt")
+    train_run(settings(), 0, train, val, tmp_path / "b", torch.device("cpu"), log=lambda *a: None,
+              stop_after_epoch=1)
+    assert len(calls) == 1
