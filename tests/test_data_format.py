@@ -238,3 +238,24 @@ def test_float_depth_is_lossless_and_unlabelled_datasets_work(tmp_path):
         with F.DatasetWriter(str(tmp_path / "e")) as w:
             w.write_sample("a", {"depth": depth}, None)
             w.write_sample("b", {"depth": depth}, np.zeros((1, 3), np.uint8))
+
+
+def test_loader_refuses_a_split_of_mixed_sizes(tmp_path):
+    from pipeline.data.loader import SegmentationSplit
+    root = str(tmp_path / "d")
+    with F.DatasetWriter(root) as w:
+        for i, (h, w_) in enumerate([(4, 5), (6, 5)]):
+            w.write_sample(f"s{i}", {"rgb": np.zeros((h, w_, 3), np.uint8),
+                                     "depth": np.ones((h, w_), np.float32)}, np.zeros((h, w_), np.uint8))
+        w.finish({**META, "height": None, "width": None}, {"train": ["s0", "s1"]})
+    with pytest.raises(ValueError, match="mixes image sizes") as e:
+        SegmentationSplit(root, "train", ("rgb", "depth"))
+    assert "\n" not in str(e.value)
+
+
+def test_float_and_millimetre_depth_give_the_same_network_input():
+    import torch
+    from pipeline.data.loader import normalise
+    mm = torch.tensor([[[[0, 1234, 9876]]]], dtype=torch.int32)
+    metres = torch.tensor([[[[0.0, 1.234, 9.876]]]])
+    assert torch.allclose(normalise("depth", mm), normalise("depth", metres))

@@ -150,3 +150,27 @@ def test_imagenet_init_loads_the_prepared_weights_before_training(splits, tmp_pa
     train_run(settings(), 0, train, val, tmp_path / "b", torch.device("cpu"), log=lambda *a: None,
               stop_after_epoch=1)
     assert len(calls) == 1
+
+
+def test_freeze_bn_stats_keeps_running_statistics_and_trains_gamma(splits, tmp_path):
+    train, val = splits
+    import pipeline.train.loop as loop
+    seen = {}
+    real = loop.make_model
+
+    def spy(cfg, k):                      # keep a handle on the model train_run builds
+        seen["model"] = real(cfg, k)
+        return seen["model"]
+
+    for freeze in (True, False):
+        loop.make_model = spy
+        try:
+            torch.manual_seed(0)
+            train_run(settings(freeze_bn_stats=freeze), 0, train, val, tmp_path / str(freeze),
+                      torch.device("cpu"), log=lambda *a: None, stop_after_epoch=1)
+        finally:
+            loop.make_model = real
+        bn = seen["model"].encoder.bn1
+        fresh = torch.nn.BatchNorm2d(bn.num_features)
+        assert torch.equal(bn.running_mean, fresh.running_mean) == freeze
+        assert not torch.equal(bn.weight.detach(), fresh.weight)        # γ trains either way

@@ -64,9 +64,15 @@ class SegmentationSplit:
         self.ids = fmt.read_split(self.root, split)
         self.classes = list(self.meta["classes"])
         self.ignore_index = int(self.meta["ignore_index"])
+        labels = [fmt.read_label(self.root, i) for i in self.ids]
+        sizes = sorted({a.shape for a in labels})
+        if len(sizes) > 1:   # SUN RGB-D keeps each sensor's native size
+            raise ValueError(f"{self.root}: split {split!r} mixes image sizes {sizes[:3]}; this "
+                             f"loader holds a split as one tensor and needs one size "
+                             f"(accepted: a dataset prepared at a single size)")
+        self.labels = torch.from_numpy(np.stack(labels))
         self.raw = {m: self._stack([fmt.read_modality(self.root, m, i) for i in self.ids])
                     for m in self.modalities}
-        self.labels = torch.from_numpy(np.stack([fmt.read_label(self.root, i) for i in self.ids]))
 
     @staticmethod
     def _stack(arrays: list[np.ndarray]) -> torch.Tensor:

@@ -123,6 +123,10 @@ def train_run(s: TrainSettings, seed: int, train: SegmentationSplit, val: Segmen
         g = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
         perm = torch.randperm(len(train), generator=g)
         model.train()
+        if tp.freeze_bn_stats:        # official code when fine-tuning (see TrainParams)
+            for m in model.encoder.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eval()
         sums = torch.zeros(len(outputs) + 1, device=device)
         for b in range(n_batches):
             x, y = train.batch(perm[b * tp.batch_size:(b + 1) * tp.batch_size], augment, g)
