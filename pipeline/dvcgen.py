@@ -126,7 +126,7 @@ def data_stages(profiles: dict) -> dict:
         args = f" --dataset {prof['dataset']}" + (f" --weights {weights}" if weights else "")
         st[f"inputs_{name}"] = {
             "cmd": f"python -m stages.inputs --profile {name}{args}",
-            "deps": ["stages/inputs.py", f"data/{prof['dataset']}/meta.json",
+            "deps": ["stages/inputs.py", "pipeline/data/inputs.py", f"data/{prof['dataset']}/meta.json",
                      *([weights] if weights else [])],
             "params": [f"profiles.{name}.dataset", f"profiles.{name}.model"],
             "outs": [{f"data/inputs/{name}.json": {"cache": False}}],

@@ -187,9 +187,9 @@ def test_dvc_yaml_is_generated_from_the_registry():
 def test_each_profile_trains_on_exactly_its_inputs():
     doc = YAML(typ="safe", pure=True).load((ROOT / "data/dvc.yaml").read_text())
     st = doc["stages"]
-    assert st["inputs_mini"]["deps"] == ["stages/inputs.py", "data/synthetic/meta.json"]
-    assert st["inputs_paper"]["deps"] == ["stages/inputs.py", "data/nyudv2/meta.json",
-                                          "data/weights/resnet101.pt"]
+    code = ["stages/inputs.py", "pipeline/data/inputs.py"]
+    assert st["inputs_mini"]["deps"] == [*code, "data/synthetic/meta.json"]
+    assert st["inputs_paper"]["deps"] == [*code, "data/nyudv2/meta.json", "data/weights/resnet101.pt"]
     # Everything a download writes is one artefact's raw file, never cached twice.
     outs = [next(iter(o)) for k, s in st.items() if k.startswith("download_") for o in s["outs"]]
     assert len(outs) == 11 and all(o.startswith("data/raw/") for o in outs)

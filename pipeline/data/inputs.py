@@ -6,21 +6,13 @@ file changes, i.e. when the data or the weights do (see pipeline.dvcgen for why 
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from ..io import write_json
 from . import format as fmt
+from .download import sha256_file
 
 INPUTS_DIR = "data/inputs"
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_inputs(profile: str, want: dict, generated_for: dict, data_dir: str = "data",
@@ -34,15 +26,6 @@ def write_inputs(profile: str, want: dict, generated_for: dict, data_dir: str = 
     manifest = {"profile": profile, "dataset": want["dataset"],
                 "content_sha256": meta["content_sha256"], "splits": meta["splits"],
                 "weights": want["weights"],
-                "weights_sha256": _sha256(want["weights"]) if want["weights"] else None}
+                "weights_sha256": sha256_file(want["weights"]) if want["weights"] else None}
     write_json(Path(out_dir) / f"{profile}.json", manifest)
     return manifest
-
-
-def read_inputs(profile: str, out_dir: str = INPUTS_DIR) -> dict:
-    import json
-    path = Path(out_dir) / f"{profile}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `dvc repro` (stage inputs_{profile} of "
-                                f"data/dvc.yaml) before training")
-    return json.loads(path.read_text())

@@ -10,7 +10,6 @@ metres like every other depth of the pipeline. The official code's display scali
 translation networks actually see) are recorded in meta["scalings"] for the translation stage.
 """
 
-import hashlib
 import os
 import re
 import struct
@@ -19,6 +18,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
+from .download import sha256_file
 from .format import MODALITIES, DatasetWriter
 
 DOMAINS = ("rgb", "normal", "reshading", "depth_euclidean", "depth_zbuffer",
@@ -121,11 +121,6 @@ def _convert(domain: str, a: np.ndarray, member: str) -> np.ndarray:
     return a
 
 
-def _sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def prepare(sample_zip: str, train_list: str, val_list: str, out_root: str, *,
             domains: tuple[str, ...] = DOMAINS, progress: bool = True) -> dict:
     """Write the listed views of `domains` from the archive to `out_root`; returns the meta."""
@@ -196,9 +191,9 @@ def prepare(sample_zip: str, train_list: str, val_list: str, out_root: str, *,
                     # GitHub stores the commit sha as the archive's zip comment.
                     "archive_comment": zf.comment.decode("utf-8", "replace"),
                     "train_list": os.path.basename(train_list),
-                    "train_list_sha256": _sha256(train_list),
+                    "train_list_sha256": sha256_file(train_list),
                     "val_list": os.path.basename(val_list),
-                    "val_list_sha256": _sha256(val_list),
+                    "val_list_sha256": sha256_file(val_list),
                     "domains": list(domains),
                     "depth": "uint16 1/512 m -> float32 metres; 65535 (saturated) -> 0",
                 },
