@@ -3,6 +3,7 @@
 (The download machinery itself is tested against a local HTTP server in test_download.py, and
 each prepare function against format-faithful fixtures in test_prepare_*.py.)
 """
+import hashlib
 import json
 import re
 import shutil
@@ -84,7 +85,6 @@ def test_download_stage_verifies_a_file_placed_by_hand_and_locks_its_hash(workdi
                taskonomy_train_views=f"http://127.0.0.1:{_refused_port()}/x", retries=0)
     assert r.returncode == 0, r.stderr
     lock = json.loads((workdir / "sources.lock").read_text())
-    import hashlib
     assert lock["taskonomy_train_views"]["sha256"] == hashlib.sha256(placed.read_bytes()).hexdigest()
     # Swapped afterwards: refused, moved aside, never used.
     placed.write_text("point_2_view_0\n")
